@@ -1,0 +1,68 @@
+"""The API's representations. TaskSerializer's output is also the payload of every task.updated event."""
+
+from rest_framework import serializers
+
+from ..models import Task, TaskAttempt, TaskLog, TaskStatus
+
+
+class TaskCreateSerializer(serializers.Serializer):
+    """Input for POST /api/tasks/. Parsing only: the rules (known type, time range) live in
+    services.validate_task_input, shared with the pages, admin and commands."""
+
+    name = serializers.CharField(max_length=200, help_text="1 to 200 characters.")
+    task_type = serializers.CharField(max_length=64, help_text="One of the registered task types.")
+    execution_time = serializers.DecimalField(
+        max_digits=10, decimal_places=3, min_value=0, help_text="Seconds, from 0 to TASKRUNNER_MAX_EXECUTION_TIME."
+    )
+    max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False,
+                                            help_text="1 to 10 attempts (default 3).")
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    url = serializers.CharField(source="get_absolute_url", read_only=True, help_text="The task's page.")
+    status = serializers.ChoiceField(choices=TaskStatus.choices, read_only=True)
+
+    class Meta:
+        model = Task
+        fields = [
+            "id", "name", "task_type", "execution_time", "status", "attempts", "max_attempts", "progress", "version",
+            "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "owner", "url",
+        ]
+        read_only_fields = fields
+
+
+class TaskAttemptSerializer(serializers.ModelSerializer):
+    duration = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TaskAttempt
+        fields = ["number", "status", "started_at", "finished_at", "duration", "heartbeat_at", "error_type",
+                  "error_message", "traceback", "worker_name", "worker_pid"]
+        read_only_fields = fields
+
+    def get_duration(self, attempt) -> float | None:
+        """Seconds."""
+        return attempt.duration.total_seconds() if attempt.duration is not None else None
+
+
+class TaskDetailSerializer(TaskSerializer):
+    attempt_history = TaskAttemptSerializer(source="attempt_rows", many=True, read_only=True)
+
+    class Meta(TaskSerializer.Meta):
+        fields = TaskSerializer.Meta.fields + ["attempt_history"]
+        read_only_fields = fields
+
+
+class TaskLogSerializer(serializers.ModelSerializer):
+    attempt = serializers.IntegerField(source="attempt.number", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = TaskLog
+        fields = ["id", "attempt", "level", "message", "created_at"]
+        read_only_fields = fields
+
+
+class TaskTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()

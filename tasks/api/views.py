@@ -1,0 +1,93 @@
+"""REST endpoints: parse input, call a service or selector, serialize the result. No rules live here."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from django_filters.rest_framework import DjangoFilterBackend
+
+from .. import selectors, services, task_types
+from .filters import LogFilter, TaskFilter
+from .pagination import LogPagination
+from .serializers import (
+    TaskCreateSerializer, TaskDetailSerializer, TaskLogSerializer, TaskSerializer, TaskTypeSerializer,
+)
+
+CONFLICT = OpenApiResponse(description="The task's status does not allow this action.")
+
+
+class CreateThrottle(ScopedRateThrottle):
+    def allow_request(self, request, view):
+        if view.action != "create":
+            return True
+        return super().allow_request(request, view)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List tasks", description="Newest first. Filter by status and task_type, search by "
+                                                         "name, order by created_at, updated_at or name."),
+    retrieve=extend_schema(summary="A task with its attempts"),
+)
+class TaskViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                  viewsets.GenericViewSet):
+    filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
+    filterset_class = TaskFilter
+    search_fields = ["name"]
+    ordering_fields = ["created_at", "updated_at", "name"]
+    ordering = ["-created_at", "-id"]
+    throttle_classes = [CreateThrottle]
+    throttle_scope = "task_create"
+
+    def get_queryset(self):
+        if self.action in ("retrieve",):
+            return selectors.task_detail_queryset(user=self.request.user)
+        return selectors.task_list(user=self.request.user)
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return TaskCreateSerializer
+        if self.action == "retrieve":
+            return TaskDetailSerializer
+        if self.action == "logs":
+            return TaskLogSerializer
+        return TaskSerializer
+
+    @extend_schema(summary="Create a task", request=TaskCreateSerializer, responses={201: TaskSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = TaskCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = services.task_create(owner=request.user, **serializer.validated_data)
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Retry a failed or cancelled task", request=None,
+                   responses={200: TaskSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        task = self.get_object()
+        return Response(TaskSerializer(services.task_retry(task_id=task.pk, actor=request.user)).data)
+
+    @extend_schema(summary="Cancel a pending or running task", request=None,
+                   responses={200: TaskSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        task = self.get_object()
+        return Response(TaskSerializer(services.task_cancel(task_id=task.pk, actor=request.user)).data)
+
+    @extend_schema(summary="A task's log lines, oldest first", responses={200: TaskLogSerializer(many=True)})
+    @action(detail=True, methods=["get"], filter_backends=[DjangoFilterBackend], filterset_class=LogFilter,
+            pagination_class=LogPagination)
+    def logs(self, request, pk=None):
+        task = get_object_or_404(selectors.task_list(user=request.user), pk=pk)
+        queryset = self.filter_queryset(selectors.task_logs(task=task))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(TaskLogSerializer(page, many=True).data)
+
+
+class TaskTypeList(APIView):
+    @extend_schema(summary="The registered task types", responses={200: TaskTypeSerializer(many=True)})
+    def get(self, request):
+        return Response(TaskTypeSerializer(task_types.all_types(), many=True).data)

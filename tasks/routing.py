@@ -1,0 +1,7 @@
+from django.urls import path
+
+from .consumers import TaskEventsConsumer
+
+websocket_urlpatterns = [
+    path("ws/tasks/", TaskEventsConsumer.as_asgi()),
+]
