@@ -107,7 +107,7 @@ CHANNEL_LAYERS = {
         # at a per-channel capacity (the default layer lost 81% of a burst in ../shared/anchors), and it had the
         # lowest latency there.
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("TASKRUNNER_CHANNEL_PREFIX", "asgi")},
     }
 }
 

@@ -12,4 +12,10 @@ os.environ.setdefault("TASKRUNNER_RETRY_BACKOFF_BASE", "0.2")
 os.environ.setdefault("TASKRUNNER_SWEEP_INTERVAL", "0.5")
 os.environ.setdefault("TASKRUNNER_CREATE_RATE", "100000/minute")
 
+os.environ.setdefault("TASKRUNNER_CHANNEL_PREFIX", "asgi-test")
+
 from taskrunner_project.settings import *  # noqa: E402,F401,F403
+
+# Several checkouts may run their suites on one machine at once: each picks its own test database (and Redis database
+# and channel prefix above) through the environment.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TASKRUNNER_TEST_DB", "test_taskrunner")}  # noqa: F405

@@ -49,6 +49,7 @@ def child_env(database_name: str, **extra: str) -> dict[str, str]:
         TASKRUNNER_HEARTBEAT_INTERVAL=str(settings.TASKRUNNER_HEARTBEAT_INTERVAL),
         TASKRUNNER_HEARTBEAT_TIMEOUT=str(settings.TASKRUNNER_HEARTBEAT_TIMEOUT),
         TASKRUNNER_CREATE_RATE="100000/minute",
+        TASKRUNNER_CHANNEL_PREFIX=os.environ.get("TASKRUNNER_CHANNEL_PREFIX", "asgi-test"),
     )
     env.update(extra)
     return env
