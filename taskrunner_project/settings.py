@@ -168,6 +168,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.models.TaskStatus",
+        "AttemptStatusEnum": "tasks.models.AttemptStatus",
+        "LogLevelEnum": "tasks.models.LogLevel",
+    },
 }
 
 # --- Taskrunner -------------------------------------------------------------------------------------------------------
