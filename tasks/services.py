@@ -75,12 +75,16 @@ def task_create(*, owner, name: str, task_type: str, execution_time, max_attempt
     return task
 
 
-def task_cancel(*, task_id: int, actor=None) -> Task:
-    """Stop a pending or running task. A running handler stops at its next cancellation check."""
+def task_cancel(*, task_id: int, actor=None, expected_version: int | None = None) -> Task:
+    """Stop a pending or running task. A running handler stops at its next cancellation check.
+
+    With `expected_version`, cancel only if the task is still exactly as the person saw it (optimistic concurrency).
+    """
     with transaction.atomic():
         previous = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
         task = lifecycle.transition(
-            task_id, S.CANCELLED, changes={"finished_at": timezone.now(), "next_retry_at": None}
+            task_id, S.CANCELLED, where=_version_guard(expected_version),
+            changes={"finished_at": timezone.now(), "next_retry_at": None},
         )
         now = timezone.now()
         _close_attempts(TaskAttempt.objects.running().filter(task_id=task_id), AttemptStatus.CANCELLED, now)
@@ -89,12 +93,12 @@ def task_cancel(*, task_id: int, actor=None) -> Task:
     return task
 
 
-def task_retry(*, task_id: int, actor=None) -> Task:
+def task_retry(*, task_id: int, actor=None, expected_version: int | None = None) -> Task:
     """Give a failed or cancelled task a fresh budget of max_attempts; its history stays."""
     with transaction.atomic():
         previous = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
         task = lifecycle.transition(
-            task_id, S.PENDING, sources=lifecycle.RETRYABLE,
+            task_id, S.PENDING, sources=lifecycle.RETRYABLE, where=_version_guard(expected_version),
             changes={"attempts": 0, "progress": 0, "started_at": None, "finished_at": None, "next_retry_at": None},
         )
         _log(task_id, f"Retried{_by(actor)}: a fresh budget of {task.max_attempts} attempts.")
@@ -290,6 +294,10 @@ def _close_attempts(running, outcome: str, now, **fields) -> None:
 
 def _coalesce_now(field: str, now):
     return Coalesce(F(field), Value(now, output_field=DateTimeField()))
+
+
+def _version_guard(expected_version: int | None) -> dict:
+    return {} if expected_version is None else {"version": expected_version}
 
 
 def _by(actor) -> str:

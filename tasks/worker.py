@@ -45,6 +45,10 @@ class TaskWorker(SweeperMixin, SimpleWorker):
 class ForkingTaskWorker(SweeperMixin, Worker):
     """Runs each attempt in a forked work horse."""
 
+    def main_work_horse(self, job, queue):
+        _forget_inherited_connections()
+        super().main_work_horse(job, queue)
+
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         signal_number = os.WTERMSIG(ret_val) if ret_val and os.WIFSIGNALED(ret_val) else None
@@ -58,3 +62,22 @@ class ForkingTaskWorker(SweeperMixin, Worker):
         if attempt is not None:
             services.attempt_fail(attempt=attempt, error_type="WorkHorseKilled",
                                   message=f"the work horse (pid {retpid}) was {how}")
+
+
+_inherited: list = []
+
+
+def _forget_inherited_connections() -> None:
+    """In a freshly forked horse: stop using the parent's PostgreSQL connections and pool, without closing them.
+
+    Their sockets are shared with the parent; closing them here would send a Terminate message on the parent's
+    connection. The horse keeps references (so no finaliser runs: it ends with os._exit) and opens its own.
+    """
+    from django.db import connections
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    _inherited.append(dict(DatabaseWrapper._connection_pools))
+    DatabaseWrapper._connection_pools.clear()
+    for conn in connections.all(initialized_only=True):
+        _inherited.append(conn.connection)
+        conn.connection = None

@@ -71,7 +71,8 @@ def worker(transactional_db, test_database_name, tmp_path):
     started = []
 
     def start(**kwargs):
-        process = start_worker(test_database_name, tmp_path, name=f"worker{len(started)}", **kwargs)
+        kwargs.setdefault("name", f"worker{len(started)}")
+        process = start_worker(test_database_name, tmp_path, **kwargs)
         started.append(process)
         return process
 

@@ -18,6 +18,13 @@ class TaskCreateSerializer(serializers.Serializer):
                                             help_text="1 to 10 attempts (default 3).")
 
 
+class TaskActionSerializer(serializers.Serializer):
+    """Optional body of retry and cancel: act only if the task is still at this version (else 409)."""
+
+    version = serializers.IntegerField(min_value=1, required=False,
+                                       help_text="The version you saw; the action is refused if the task changed.")
+
+
 class TaskSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     url = serializers.CharField(source="get_absolute_url", read_only=True, help_text="The task's page.")

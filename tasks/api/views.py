@@ -15,7 +15,8 @@ from ..models import Task
 from .filters import LogFilter, TaskFilter
 from .pagination import LogPagination
 from .serializers import (
-    TaskCreateSerializer, TaskDetailSerializer, TaskLogSerializer, TaskSerializer, TaskTypeSerializer,
+    TaskActionSerializer, TaskCreateSerializer, TaskDetailSerializer, TaskLogSerializer, TaskSerializer,
+    TaskTypeSerializer,
 )
 
 CONFLICT = OpenApiResponse(description="The task's status does not allow this action.")
@@ -67,19 +68,29 @@ class TaskViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retriev
         task = services.task_create(owner=request.user, **serializer.validated_data)
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Retry a failed or cancelled task", request=None,
+    @extend_schema(summary="Retry a failed or cancelled task", request=TaskActionSerializer,
                    responses={200: TaskSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         task = self.get_object()
-        return Response(TaskSerializer(services.task_retry(task_id=task.pk, actor=request.user)).data)
+        expected = self._expected_version(request)
+        return Response(TaskSerializer(services.task_retry(task_id=task.pk, actor=request.user,
+                                                           expected_version=expected)).data)
 
-    @extend_schema(summary="Cancel a pending or running task", request=None,
+    @extend_schema(summary="Cancel a pending or running task", request=TaskActionSerializer,
                    responses={200: TaskSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         task = self.get_object()
-        return Response(TaskSerializer(services.task_cancel(task_id=task.pk, actor=request.user)).data)
+        expected = self._expected_version(request)
+        return Response(TaskSerializer(services.task_cancel(task_id=task.pk, actor=request.user,
+                                                            expected_version=expected)).data)
+
+    @staticmethod
+    def _expected_version(request) -> int | None:
+        action_input = TaskActionSerializer(data=request.data if isinstance(request.data, dict) else {})
+        action_input.is_valid(raise_exception=True)
+        return action_input.validated_data.get("version")
 
     @extend_schema(summary="A task's log lines, oldest first", responses={200: TaskLogSerializer(many=True)})
     @action(detail=True, methods=["get"], filter_backends=[DjangoFilterBackend], filterset_class=LogFilter,
