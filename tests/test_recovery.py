@@ -232,3 +232,33 @@ def test_8b_fifty_parallel_cancels_have_one_winner(make_task):
         thread.join()
     assert len(wins) == 1
     assert TaskLog.objects.filter(task=task, message__startswith="Cancelled").count() == 1
+
+
+def test_9_sigterm_lets_the_current_attempt_finish(make_task, worker):
+    """Warm shutdown: the worker completes the attempt it is running, then exits; nothing is left running."""
+    process = worker()
+    task = make_task(task_type="always_succeeds", execution_time="3")
+    wait_for(lambda: attempt_of(task.pk), timeout=30, message="attempt running")
+    process.kill(signal.SIGTERM)
+    wait_for(lambda: not process.alive(), timeout=30, message="the worker to exit")
+    task.refresh_from_db()
+    assert task.status == "completed" and task.attempts == 1
+
+
+def test_10_second_sigterm_gives_the_attempt_back(make_task, worker):
+    """Cold shutdown: the attempt is handed back at once (not counted), and the next worker runs it."""
+    process = worker(name="stopping")
+    task = make_task(task_type="always_succeeds", execution_time="20")
+    wait_for(lambda: attempt_of(task.pk), timeout=30, message="attempt running")
+    process.kill(signal.SIGTERM)
+    time.sleep(1.5)  # RQ ignores a second signal within a second of the first
+    process.kill(signal.SIGTERM)
+    wait_for(lambda: not process.alive(), timeout=30, message="the worker to exit")
+    given_back = TaskAttempt.objects.get(task=task, number=1)
+    assert given_back.status == "lost" and given_back.error_type == "WorkerShutdown"
+    task.refresh_from_db()
+    assert (task.status, task.attempts) == ("pending", 0)
+    Task.objects.filter(pk=task.pk).update(execution_time=0)
+    worker(name="next")
+    wait_for(lambda: status_of(task.pk) == "completed", timeout=30, message="the next worker to run it")
+    assert Task.objects.get(pk=task.pk).attempts == 1
