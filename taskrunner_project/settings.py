@@ -186,22 +186,52 @@ TASKRUNNER_RETRY_BACKOFF_MAX = env_float("TASKRUNNER_RETRY_BACKOFF_MAX", 60.0)
 TASKRUNNER_RETRY_JITTER = env_float("TASKRUNNER_RETRY_JITTER", 0.25)
 TASKRUNNER_HEARTBEAT_INTERVAL = env_float("TASKRUNNER_HEARTBEAT_INTERVAL", 2.0)
 TASKRUNNER_HEARTBEAT_TIMEOUT = env_float("TASKRUNNER_HEARTBEAT_TIMEOUT", 30.0)
+# A running attempt whose heartbeat is older than this is shown as "stale" (before it is recovered as lost).
+TASKRUNNER_STALE_AFTER = env_float("TASKRUNNER_STALE_AFTER", 10.0)
 TASKRUNNER_SWEEP_INTERVAL = env_float("TASKRUNNER_SWEEP_INTERVAL", 1.0)
 TASKRUNNER_PROGRESS_INTERVAL = env_float("TASKRUNNER_PROGRESS_INTERVAL", 0.25)
 TASKRUNNER_QUEUE = env_str("TASKRUNNER_QUEUE", "default")
 
 # --- Security (production) -------------------------------------------------------------------------------------------
+# `DEBUG=0 SECRET_KEY=... ALLOWED_HOSTS=example.com manage.py check --deploy` prints no warning with these defaults
+# (tests/test_security.py checks it). Behind a TLS-terminating proxy: set SECURE_PROXY_SSL_HEADER=1 if the proxy sets
+# X-Forwarded-Proto (and strips it from clients), or SECURE_SSL_REDIRECT=0 if the proxy redirects to HTTPS itself.
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# "preload" only consents to the browsers' preload list; nothing is submitted. Set SECURE_HSTS_PRELOAD=0 for a domain
+# whose subdomains cannot all serve HTTPS.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
-    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto. Opt-in: trusting the header without such a proxy
+    # would let any client claim HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# A JSON body nested too deeply is a 400, not a RecursionError (500).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "tasks.api.parsers.JSONParser",
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]
+
+# The API schema and its docs pages are for signed-in users and token holders, like the API itself.
+SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.IsAuthenticated"]
+
+# DRF keeps throttle histories (task creation: TASKRUNNER_CREATE_RATE) in the default cache. A per-process memory cache
+# would give every daphne process its own budget, so the cache is Redis, shared by all processes.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": "taskrunner",
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from . import queueing, services
+from . import queueing, realtime, services
 from .models import AttemptStatus, Task, TaskAttempt
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class SweepReport:
     lost_attempts: list[int] = field(default_factory=list)
     due_retries: list[int] = field(default_factory=list)
     reenqueued: list[int] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
     skipped: bool = False
 
     def __bool__(self) -> bool:
@@ -48,12 +49,29 @@ def sweep(*, heartbeat_timeout: float | None = None) -> SweepReport:
         report.skipped = True
         return report
     try:
+        report.stale = flag_stale_attempts()
         report.lost_attempts = recover_lost_attempts(heartbeat_timeout)
         report.due_retries = enqueue_due_retries()
         report.reenqueued = reenqueue_orphans()
     finally:
         _unlock()
     return report
+
+
+_flagged_stale: set[int] = set()
+
+
+def flag_stale_attempts() -> list[int]:
+    """Announce running tasks whose heartbeat is late, once each, so pages show them as stale before recovery."""
+    cutoff = timezone.now() - timedelta(seconds=settings.TASKRUNNER_STALE_AFTER)
+    late = dict(TaskAttempt.objects.running().filter(heartbeat_at__lt=cutoff).values_list("pk", "task_id")[:BATCH])
+    _flagged_stale.intersection_update(late)
+    fresh = [task_id for attempt_id, task_id in late.items() if attempt_id not in _flagged_stale]
+    for task in Task.objects.running().filter(pk__in=fresh).select_related("owner"):
+        task.stale = True
+        realtime.task_updated(task)
+    _flagged_stale.update(late)
+    return fresh
 
 
 def recover_lost_attempts(heartbeat_timeout: float | None = None) -> list[int]:

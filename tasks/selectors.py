@@ -5,14 +5,18 @@ Each returns a queryset or value built with a fixed number of queries, whatever 
 
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.utils import timezone
 
 from .models import Task, TaskAttempt, TaskLog, TaskStatus
 
 
 def task_list(*, user, status: str | None = None, task_type: str | None = None, search: str | None = None):
     """Tasks the user may see, newest first, with their owners (one query per page, plus the count)."""
-    queryset = Task.objects.visible_to(user).select_related("owner")
+    queryset = with_staleness(Task.objects.visible_to(user).select_related("owner"))
     if status:
         queryset = queryset.filter(status=status)
     if task_type:
@@ -24,9 +28,17 @@ def task_list(*, user, status: str | None = None, task_type: str | None = None, 
 
 def task_detail_queryset(*, user):
     """Tasks the user may see, each with its attempts prefetched (two queries for any number of attempts)."""
-    return Task.objects.visible_to(user).select_related("owner").prefetch_related(
+    return with_staleness(Task.objects.visible_to(user).select_related("owner")).prefetch_related(
         Prefetch("attempt_rows", queryset=TaskAttempt.objects.order_by("number"))
     )
+
+
+def with_staleness(queryset):
+    """Annotate `stale`: the task's running attempt has not sent a heartbeat for TASKRUNNER_STALE_AFTER seconds
+    (its worker may be gone; the sweeper recovers it after TASKRUNNER_HEARTBEAT_TIMEOUT)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.TASKRUNNER_STALE_AFTER)
+    late = TaskAttempt.objects.running().filter(task=OuterRef("pk"), heartbeat_at__lt=cutoff)
+    return queryset.annotate(stale=Exists(late))
 
 
 def task_get(*, user, task_id: int) -> Task | None:

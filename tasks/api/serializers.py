@@ -21,7 +21,7 @@ class TaskCreateSerializer(serializers.Serializer):
 class TaskActionSerializer(serializers.Serializer):
     """Optional body of retry and cancel: act only if the task is still at this version (else 409)."""
 
-    version = serializers.IntegerField(min_value=1, required=False,
+    version = serializers.IntegerField(min_value=1, max_value=2147483647, required=False,
                                        help_text="The version you saw; the action is refused if the task changed.")
 
 
@@ -29,12 +29,16 @@ class TaskSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     url = serializers.CharField(source="get_absolute_url", read_only=True, help_text="The task's page.")
     status = serializers.ChoiceField(choices=TaskStatus.choices, read_only=True)
+    stale = serializers.BooleanField(
+        read_only=True, default=False,
+        help_text="Running, but its worker has sent no heartbeat for a while; it is recovered if that goes on.",
+    )
 
     class Meta:
         model = Task
         fields = [
             "id", "name", "task_type", "execution_time", "status", "attempts", "max_attempts", "progress", "version",
-            "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "owner", "url",
+            "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "owner", "url", "stale",
         ]
         read_only_fields = fields
 
