@@ -120,7 +120,6 @@ def run_attempt(task_id: int, attempt_number: int) -> str:
     try:
         handler = task_types.get(attempt.task.task_type).handler
         handler(ctx)
-        ctx.flush_progress()
     except TaskCancelled:
         heartbeat.stop()
         services.attempt_stop_cancelled(attempt=attempt)

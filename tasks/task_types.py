@@ -108,7 +108,8 @@ def run_in_steps(ctx: TaskContext, *, fail_at: float | None = None) -> None:
             raise SimulatedFailure(f"simulated failure at {int(100 * step / steps)}% of the run")
         if step_time:
             ctx.sleep(step_time)
-        ctx.progress(int(100 * step / steps))
+            if step < steps:  # completion itself records 100%
+                ctx.progress(int(100 * step / steps))
 
 
 @task_type("simulated", description="Waits its execution time, reporting progress; fails at a random point "

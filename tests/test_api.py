@@ -10,7 +10,8 @@ from tests.factories import run_next_attempt, set_status
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPRESENTATION = {"id", "name", "task_type", "execution_time", "status", "attempts", "max_attempts", "progress",
-                  "version", "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "owner", "url"}
+                  "version", "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "owner", "url",
+                  "stale"}
 
 
 def test_create_answers_at_once_with_the_pending_task(api_client):
