@@ -154,7 +154,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "tasks.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "tasks.api.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"task_create": env_str("TASKRUNNER_CREATE_RATE", "600/minute")},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -191,6 +191,9 @@ TASKRUNNER_STALE_AFTER = env_float("TASKRUNNER_STALE_AFTER", 10.0)
 TASKRUNNER_SWEEP_INTERVAL = env_float("TASKRUNNER_SWEEP_INTERVAL", 1.0)
 TASKRUNNER_PROGRESS_INTERVAL = env_float("TASKRUNNER_PROGRESS_INTERVAL", 0.25)
 TASKRUNNER_QUEUE = env_str("TASKRUNNER_QUEUE", "default")
+# An attempt's RQ timeout: execution_time * factor + slack seconds. Past it the attempt fails like any other failure.
+TASKRUNNER_JOB_TIMEOUT_FACTOR = env_float("TASKRUNNER_JOB_TIMEOUT_FACTOR", 2.0)
+TASKRUNNER_JOB_TIMEOUT_SLACK = env_float("TASKRUNNER_JOB_TIMEOUT_SLACK", 60.0)
 
 # --- Security (production) -------------------------------------------------------------------------------------------
 # `DEBUG=0 SECRET_KEY=... ALLOWED_HOSTS=example.com manage.py check --deploy` prints no warning with these defaults

@@ -41,8 +41,9 @@ def job_id(task_id: int, attempt_number: int) -> str:
 
 
 def job_timeout(execution_time: Decimal | float) -> int:
-    """The RQ timeout for one attempt: twice the expected time plus a minute of slack."""
-    return int(float(execution_time) * 2) + 60
+    """The RQ timeout for one attempt (default: twice the expected time plus a minute), at least a second."""
+    seconds = float(execution_time) * settings.TASKRUNNER_JOB_TIMEOUT_FACTOR + settings.TASKRUNNER_JOB_TIMEOUT_SLACK
+    return max(1, int(seconds))
 
 
 def enqueue_attempt(task_id: int, attempt_number: int, execution_time: Decimal | float) -> bool:

@@ -83,3 +83,15 @@ def test_cancelling_a_running_task_stops_its_handler(client, worker):
     task = Task.objects.get(pk=task_id)
     assert task.status == "cancelled" and task.progress < 100
     assert TaskAttempt.objects.get(task=task).status == "cancelled"
+
+
+def test_an_attempt_past_its_rq_timeout_fails_like_any_failure(client, worker, settings):
+    settings.TASKRUNNER_JOB_TIMEOUT_FACTOR = 0.25
+    settings.TASKRUNNER_JOB_TIMEOUT_SLACK = 0
+    worker()
+    task_id = create(client, name="overruns", task_type="always_succeeds", execution_time=4, max_attempts=1)
+    task = wait_for(lambda: finished(task_id), timeout=30, message="the attempt to time out")
+    attempt = TaskAttempt.objects.get(task_id=task_id)
+    assert task.status == "failed"
+    assert attempt.status == "failed" and attempt.error_type == "JobTimeoutException"
+    assert attempt.duration.total_seconds() < 3
