@@ -297,3 +297,25 @@ def test_event_fragments_are_the_page_partials_and_run_no_query(make_task, djang
     assert 'data-action="cancel"' in fragments["summary"]
     assert "csrfmiddlewaretoken" not in fragments["summary"]  # viewer-independent: the token travels in a header
     assert line.strip().startswith(f'<li id="log-{log.pk}"') and "Queued by alice." in line
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_task_with_a_late_heartbeat_is_shown_stale(client, user, make_task):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks import rendering
+    from tasks.models import TaskAttempt
+    from tests.factories import make_running
+
+    task = make_task(name="quiet one")
+    attempt = make_running(task)
+    client.force_login(user)
+    assert 'data-role="stale"' not in client.get("/").content.decode()
+    TaskAttempt.objects.filter(pk=attempt.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+    assert 'data-role="stale"' in client.get("/").content.decode()
+    assert 'data-role="stale"' in client.get(f"/tasks/{task.pk}/").content.decode()
+    task.refresh_from_db()
+    task.stale = True  # as the sweeper's event announces it
+    assert 'data-role="stale"' in rendering.task_fragments(task)["row"]
