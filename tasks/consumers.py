@@ -4,7 +4,9 @@ Messages to the client (see README, "Live updates"):
   {"type": "task.updated", "task": {...API representation, with version...}, "previous_status": ...}
   {"type": "task.log", "task_id", "attempt", "level", "message", "created_at", "id"}
   {"type": "subscribed", "task_id"} / {"type": "error", "message"}
-Messages from the client: {"subscribe": <task id>} and {"unsubscribe": <task id>}.
+Messages from the client: {"subscribe": <task id>} and {"unsubscribe": <task id>}, at most MAX_MESSAGE_BYTES each.
+Close codes: 4001 the session logged out; 4009 a message was too big. Refused handshakes (anonymous, foreign Origin)
+answer HTTP 403.
 Pages connect with ?html=1 and also receive the pre-rendered fragments ("html") of each event.
 """
 
@@ -19,7 +21,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from . import realtime, selectors
 
 MAX_MESSAGE_BYTES = 1024
+# Close codes. An application may only send 1000 or 3000-4999 (daphne's autobahn turns any other code into 1011,
+# "internal error"), so "message too big" is 4009 after the protocol's 1009.
+CLOSE_SESSION_ENDED = 4001
+CLOSE_MESSAGE_TOO_BIG = 4009
 MAX_SUBSCRIPTIONS = 50
+
+
+def is_task_id(value) -> bool:
+    """A positive whole number from the client's JSON (bool is an int in Python: refuse it)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -49,11 +60,11 @@ class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > MAX_MESSAGE_BYTES:
-            await self.close(code=1009)  # message too big
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
             return
         try:
             content = json.loads(text_data or (bytes_data or b"").decode())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             await self.send_json({"type": "error", "message": "Messages must be JSON."})
             return
         await self.receive_json(content)
@@ -69,7 +80,7 @@ class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": "Send {\"subscribe\": <task id>}."})
 
     async def subscribe(self, task_id):
-        if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 1:
+        if not is_task_id(task_id):
             await self.send_json({"type": "error", "message": "subscribe takes a task id."})
             return
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
@@ -84,6 +95,9 @@ class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "subscribed", "task_id": task_id})
 
     async def unsubscribe(self, task_id):
+        if not is_task_id(task_id):
+            await self.send_json({"type": "error", "message": "unsubscribe takes a task id."})
+            return
         if task_id in self.subscriptions:
             self.subscriptions.discard(task_id)
             await self.channel_layer.group_discard(realtime.task_group(task_id), self.channel_name)
@@ -98,7 +112,7 @@ class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.forward(event)
 
     async def session_ended(self, event):
-        await self.close(code=4001)
+        await self.close(code=CLOSE_SESSION_ENDED)
 
     async def forward(self, event):
         if not self.with_html:
