@@ -12,6 +12,7 @@ Pages connect with ?html=1 and also receive the pre-rendered fragments ("html") 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import parse_qs
 
@@ -54,6 +55,9 @@ class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code):
+        flusher = getattr(self, "_flusher", None)
+        if flusher is not None:
+            flusher.cancel()
         for group in getattr(self, "joined", []) + [realtime.task_group(pk) for pk in getattr(self, "subscriptions", ())]:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -105,14 +109,43 @@ class TaskEventsConsumer(AsyncJsonWebsocketConsumer):
 
     # --- Events from the channel layer -------------------------------------------------------------------------------
 
+    # While this socket keeps up, each task.updated goes out at once. When events arrive faster than it can send
+    # (a burst), updates of one task waiting to go out merge into the newest: one frame per task instead of one per
+    # change. A merged event says which version it continues from ("base_version"), so a client does not mistake it
+    # for a gap, and keeps the first "previous_status" of the chain, so counts still add up.
+
     async def task_updated(self, event):
-        await self.forward(event)
+        held = self._held_updates()
+        task_id = event["task"]["id"]
+        earlier = held.get(task_id)
+        if earlier is not None:
+            if event["task"]["version"] <= earlier["task"]["version"]:
+                return  # stale: a newer state of this task is already waiting
+            event = {**event, "base_version": earlier.get("base_version", earlier["task"]["version"] - 1),
+                     "previous_status": earlier.get("previous_status") or event.get("previous_status")}
+            del held[task_id]  # re-inserted last: frames keep the order of each task's latest change
+        held[task_id] = event
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_updates())
 
     async def task_log(self, event):
+        await self._flush_updates()  # a task's state goes out before the log lines that follow it
         await self.forward(event)
 
     async def session_ended(self, event):
         await self.close(code=CLOSE_SESSION_ENDED)
+
+    def _held_updates(self) -> dict:
+        if not hasattr(self, "_held"):
+            self._held: dict[int, dict] = {}
+            self._flusher: asyncio.Future | None = None
+        return self._held
+
+    async def _flush_updates(self):
+        held = self._held_updates()
+        while held:
+            oldest = next(iter(held))
+            await self.forward(held.pop(oldest))
 
     async def forward(self, event):
         if not self.with_html:

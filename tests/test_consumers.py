@@ -557,3 +557,41 @@ def test_live_logout_closes_the_socket_with_4001(user, daphne_port):
     assert realtime.publisher.flush()
     assert live.close_code() == consumers.CLOSE_SESSION_ENDED
     live.close()
+
+
+async def test_a_burst_of_updates_to_one_task_is_merged_into_its_latest_state():
+    """Updates waiting to go out merge per task: the newest state, the chain's first previous_status, and the version
+    the merged event continues from, so a client sees no false gap."""
+    from tasks.consumers import TaskEventsConsumer
+
+    consumer = TaskEventsConsumer()
+    consumer.with_html = False
+    sent = []
+
+    async def forward(event):
+        sent.append(event)
+
+    consumer.forward = forward
+
+    def update(version, status, previous=None, task_id=7):
+        return {"type": "task.updated", "previous_status": previous,
+                "task": {"id": task_id, "version": version, "status": status}}
+
+    # No await between the events: they arrive while the socket is busy, as in a burst.
+    await consumer.task_updated(update(2, "running", "pending"))
+    await consumer.task_updated(update(3, "running"))
+    await consumer.task_updated(update(2, "running", "pending"))  # a stale duplicate is dropped
+    await consumer.task_updated(update(5, "completed", "running", task_id=8))
+    await consumer.task_updated(update(4, "completed", "running"))
+    await consumer._flusher
+    assert [(e["task"]["id"], e["task"]["version"]) for e in sent] == [(8, 5), (7, 4)]
+    merged = sent[1]
+    assert merged["base_version"] == 1 and merged["previous_status"] == "pending"
+    assert "base_version" not in sent[0]
+    # When the socket keeps up, every change goes out as it is, unmerged.
+    sent.clear()
+    await consumer.task_updated(update(5, "completed", "running", task_id=9))
+    await consumer._flusher
+    await consumer.task_updated(update(6, "cancelled", "completed", task_id=9))
+    await consumer._flusher
+    assert [e["task"]["version"] for e in sent] == [5, 6] and all("base_version" not in e for e in sent)

@@ -94,7 +94,7 @@ function onMessage(message) {
   else if (message.type === "subscribed") resync(); // lines logged before the subscription took effect
 }
 
-function onTaskUpdated({ task, previous_status: previous, html }) {
+function onTaskUpdated({ task, previous_status: previous, html, base_version: base = task.version - 1 }) {
   const known = versions.get(task.id);
   if (known !== undefined && task.version <= known) return; // stale or duplicate
   versions.set(task.id, task.version);
@@ -106,7 +106,8 @@ function onTaskUpdated({ task, previous_status: previous, html }) {
   if (transition) notify(task, previous);
   if (pageKind === "dashboard") applyToDashboard(task, previous, html, known, newHere);
   if (pageKind === "detail" && task.id === detailTaskId) applyToDetail(task, html);
-  if (known !== undefined && task.version > known + 1) resyncSoon(); // we missed an event
+  // A merged event (a burst) continues from base_version; anything older than that is a gap: we missed an event.
+  if (known !== undefined && known < base) resyncSoon();
 }
 
 // --- Dashboard ------------------------------------------------------------------------------------------------------
