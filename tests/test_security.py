@@ -449,8 +449,8 @@ def test_a_refused_transition_is_409_not_500(user, make_task):
 def production_env(**changes: str) -> dict[str, str]:
     """The environment of a production process: nothing from the test run's DEBUG or SECURE_* variables."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("SECURE_", "SESSION_", "CSRF_")) and key not in {"DEBUG", "SECRET_KEY",
-                                                                                   "ALLOWED_HOSTS"}}
+           if not key.startswith(("SECURE_", "SESSION_", "CSRF_"))
+           and key not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env.update(DJANGO_SETTINGS_MODULE="taskrunner_project.settings", DEBUG="0",
                SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="example.com")
     env.update(changes)
