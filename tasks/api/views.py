@@ -83,19 +83,19 @@ class TaskViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retriev
                    responses={200: TaskSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
-        task = self.get_object()
-        expected = self._expected_version(request)
-        return Response(TaskSerializer(services.task_retry(task_id=task.pk, actor=request.user,
-                                                           expected_version=expected)).data)
+        return self._act(request, services.task_retry)
 
     @extend_schema(summary="Cancel a pending or running task", request=TaskActionSerializer,
                    responses={200: TaskSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
+        return self._act(request, services.task_cancel)
+
+    def _act(self, request, service):
+        """A person's retry or cancel: the service decides; a refusal becomes 409 (api.exceptions)."""
         task = self.get_object()
         expected = self._expected_version(request)
-        return Response(TaskSerializer(services.task_cancel(task_id=task.pk, actor=request.user,
-                                                            expected_version=expected)).data)
+        return Response(TaskSerializer(service(task_id=task.pk, actor=request.user, expected_version=expected)).data)
 
     @staticmethod
     def _expected_version(request) -> int | None:
