@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from django.db import connections
 from django.db.models import F
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from .models import Task, TaskStatus
@@ -64,20 +66,37 @@ def transition(
     sources: Iterable[str] | None = None,
     where: dict[str, Any] | None = None,
     changes: dict[str, Any] | None = None,
+    owner=None,
 ) -> Task:
     """Move task `task_id` to status `to` if it is in one of `sources` (default: every allowed source).
 
     `where` adds conditions to the UPDATE (e.g. the attempt number a worker claims), `changes` sets more columns in the
-    same statement. Returns the updated row; raises InvalidTransition if no row matched. Call it inside the caller's
-    transaction so the returned row is exactly the one this UPDATE wrote.
+    same statement. Returns the row as this UPDATE wrote it (`RETURNING`, no second read); `owner`, when the caller
+    has it, is attached so that serializing the task needs no query. Raises InvalidTransition if no row matched.
     """
     allowed = ALLOWED_SOURCES.get(to)
     if allowed is None:
         raise ValueError(f"{to!r} is not a status a task can move to.")
     sources = allowed if sources is None else frozenset(sources) & allowed
     assignments = {"status": to, "version": F("version") + 1, "updated_at": timezone.now(), **(changes or {})}
-    updated = Task.objects.filter(pk=task_id, status__in=sources, **(where or {})).update(**assignments)
-    if updated == 0:
+    task = _update_returning(Task.objects.filter(pk=task_id, status__in=sources, **(where or {})), assignments)
+    if task is None:
         current = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
         raise InvalidTransition(task_id, to, current, sources)
-    return Task.objects.select_related("owner").get(pk=task_id)
+    if owner is not None:
+        task.owner = owner
+    return task
+
+
+def _update_returning(queryset, assignments: dict[str, Any]) -> Task | None:
+    """`queryset.update(**assignments)` for one row, returning the new row (PostgreSQL's UPDATE ... RETURNING)."""
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(assignments)
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    fields = Task._meta.concrete_fields
+    quote = connections[queryset.db].ops.quote_name
+    returning = ", ".join(f"{quote(Task._meta.db_table)}.{quote(f.column)}" for f in fields)
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {returning}", params)
+        row = cursor.fetchone()
+    return None if row is None else Task.from_db(queryset.db, [f.attname for f in fields], row)

@@ -54,7 +54,7 @@ def enqueue_attempt(task_id: int, attempt_number: int, execution_time: Decimal |
             args=(task_id, attempt_number),
             job_id=job_id(task_id, attempt_number),
             timeout=job_timeout(execution_time),
-            result_ttl=600,
+            result_ttl=0,  # PostgreSQL keeps the outcome; RQ deletes a finished job at once
             failure_ttl=24 * 3600,
         )
     except RedisError as exc:

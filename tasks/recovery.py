@@ -79,7 +79,7 @@ def recover_lost_attempts(heartbeat_timeout: float | None = None) -> list[int]:
     cutoff = timezone.now() - timedelta(seconds=timeout)
     stale = list(
         TaskAttempt.objects.running().filter(heartbeat_at__lt=cutoff)
-        .select_related("task")[:BATCH]
+        .select_related("task__owner")[:BATCH]
     )
     for attempt in stale:
         silent = (timezone.now() - attempt.heartbeat_at).total_seconds()

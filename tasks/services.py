@@ -141,7 +141,7 @@ def attempt_succeed(*, attempt: TaskAttempt) -> Task | None:
         try:
             task = lifecycle.transition(
                 attempt.task_id, S.COMPLETED, where={"last_attempt_number": attempt.number},
-                changes={"finished_at": now, "progress": 100},
+                changes={"finished_at": now, "progress": 100}, owner=_known_owner(attempt),
             )
         except lifecycle.InvalidTransition as refused:
             _log(attempt.task_id, f"Attempt {attempt.number} finished, but the task had moved on; result "
@@ -174,14 +174,14 @@ def attempt_fail(*, attempt: TaskAttempt, error_type: str, message: str, traceba
             delay = retry_delay(current["attempts"])
             task = lifecycle.transition(
                 attempt.task_id, S.PENDING, sources=[S.RUNNING], where={"last_attempt_number": attempt.number},
-                changes={"next_retry_at": now + timedelta(seconds=delay)},
+                changes={"next_retry_at": now + timedelta(seconds=delay)}, owner=_known_owner(attempt),
             )
             _log(task.pk, f"Attempt {current['attempts']} {verb}: {reason}. Retry in {delay:.1f}s.",
                  level=LogLevel.WARNING, attempt=attempt)
         else:
             task = lifecycle.transition(
                 attempt.task_id, S.FAILED, where={"last_attempt_number": attempt.number},
-                changes={"finished_at": now},
+                changes={"finished_at": now}, owner=_known_owner(attempt),
             )
             _log(task.pk, f"Attempt {current['attempts']} {verb}: {reason}. Failed after "
                           f"{current['attempts']} attempts.", level=LogLevel.ERROR, attempt=attempt)
@@ -212,7 +212,7 @@ def attempt_give_back(*, attempt: TaskAttempt, reason: str) -> Task | None:
         try:
             task = lifecycle.transition(
                 attempt.task_id, S.PENDING, sources=[S.RUNNING], where={"last_attempt_number": attempt.number},
-                changes={"attempts": F("attempts") - 1, "next_retry_at": now},
+                changes={"attempts": F("attempts") - 1, "next_retry_at": now}, owner=_known_owner(attempt),
             )
         except lifecycle.InvalidTransition:
             return None
@@ -294,6 +294,12 @@ def _close_attempts(running, outcome: str, now, **fields) -> None:
 
 def _coalesce_now(field: str, now):
     return Coalesce(F(field), Value(now, output_field=DateTimeField()))
+
+
+def _known_owner(attempt: TaskAttempt):
+    """The task's owner if this attempt object already carries it (no query), else None."""
+    task = attempt._state.fields_cache.get("task")
+    return task._state.fields_cache.get("owner") if task is not None else None
 
 
 def _version_guard(expected_version: int | None) -> dict:
