@@ -1,5 +1,6 @@
 """The API's representations. TaskSerializer's output is also the payload of every task.updated event."""
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from ..models import Task, TaskAttempt, TaskLog, TaskStatus
@@ -26,8 +27,10 @@ class TaskActionSerializer(serializers.Serializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.get_username", read_only=True)
-    url = serializers.CharField(source="get_absolute_url", read_only=True, help_text="The task's page.")
+    # Plain attributes and a method field rather than `source="get_absolute_url"`: DRF inspects the signature of a
+    # callable source on every row, which was a third of the time to serialize a page of 50 tasks.
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    url = serializers.SerializerMethodField(help_text="The task's page.")
     status = serializers.ChoiceField(choices=TaskStatus.choices, read_only=True)
     stale = serializers.BooleanField(
         read_only=True, default=False,
@@ -41,6 +44,21 @@ class TaskSerializer(serializers.ModelSerializer):
             "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "owner", "url", "stale",
         ]
         read_only_fields = fields
+
+
+    def get_url(self, task) -> str:
+        return task_page_url(task.pk)
+
+
+def task_page_url(task_id: int) -> str:
+    """The task's page, from the URL pattern reversed once (a reverse() per row is slow)."""
+    global _TASK_URL_TEMPLATE
+    if _TASK_URL_TEMPLATE is None:
+        _TASK_URL_TEMPLATE = reverse("task-detail", args=[987654321]).replace("987654321", "{}")
+    return _TASK_URL_TEMPLATE.format(task_id)
+
+
+_TASK_URL_TEMPLATE: str | None = None
 
 
 class TaskAttemptSerializer(serializers.ModelSerializer):
