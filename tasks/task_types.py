@@ -17,6 +17,7 @@ part of the API.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Protocol
@@ -102,12 +103,14 @@ def run_in_steps(ctx: TaskContext, *, fail_at: float | None = None) -> None:
     total = float(ctx.execution_time)
     steps = max(1, min(100, int(total / 0.1)))  # at most ten progress steps a second, at most 100 in all
     step_time = total / steps
+    started = time.monotonic()
     for step in range(1, steps + 1):
         ctx.check_cancelled()
         if fail_at is not None and step / steps >= fail_at:
             raise SimulatedFailure(f"simulated failure at {int(100 * step / steps)}% of the run")
         if step_time:
-            ctx.sleep(step_time)
+            # Sleep until this step's deadline, so the bookkeeping between steps does not stretch the run.
+            ctx.sleep(max(0.0, started + step * step_time - time.monotonic()))
             if step < steps:  # completion itself records 100%
                 ctx.progress(int(100 * step / steps))
 

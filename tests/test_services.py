@@ -227,3 +227,24 @@ def test_events_carry_the_api_representation_and_version(make_task, monkeypatch)
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     assert {group for group, _ in sent} >= {f"user-{task.owner_id}", "staff", f"task-{task.pk}"}
     assert updates[-1]["previous_status"] == "running"
+
+
+def test_simulated_work_lasts_its_execution_time_whatever_the_bookkeeping(make_task, monkeypatch):
+    """The steps sleep until their deadlines, so time spent writing progress is not added to the run."""
+    import time as time_module
+
+    from tasks import execution
+    from tasks import services as services_module
+
+    real_progress = services_module.attempt_progress
+    monkeypatch.setattr(services_module, "attempt_progress",
+                        lambda **kwargs: (time_module.sleep(0.2), real_progress(**kwargs))[1])  # a slow database
+    slept = []
+    real_sleep = execution.AttemptContext.sleep
+    monkeypatch.setattr(execution.AttemptContext, "sleep",
+                        lambda self, seconds: (slept.append(seconds), real_sleep(self, seconds))[1])
+    task = make_task(task_type="always_succeeds", execution_time="1")
+    assert run_next_attempt(task) == "succeeded"
+    writes = Task.objects.get(pk=task.pk).version - 3  # created, running, completed; the rest were progress
+    assert writes >= 1
+    assert sum(slept) <= 1.0 - 0.2 * writes + 0.05  # each slow write was taken out of the following sleep
