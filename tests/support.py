@@ -110,3 +110,45 @@ def start_worker(database_name: str, tmp_path: Path, *, worker_class: str = "tas
 def start_daphne(database_name: str, tmp_path: Path, port: int, **env: str) -> Process:
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "taskrunner_project.asgi:application"]
     return Process(args, child_env(database_name, **env), tmp_path / "daphne.log")
+
+
+def race(actions) -> list:
+    """Run the callables at the same moment, one thread each (each with its own database connection).
+
+    Returns, in order, each one's result, or the InvalidTransition it raised (a refused transition is a normal outcome
+    of a race; any other exception fails the test).
+    """
+    import threading
+
+    from django.db import connection
+
+    from tasks.lifecycle import InvalidTransition
+
+    barrier = threading.Barrier(len(actions))
+    outcomes: list = [None] * len(actions)
+    errors: list = []
+
+    def run(index, action):
+        barrier.wait()
+        try:
+            outcomes[index] = action()
+        except InvalidTransition as refused:
+            outcomes[index] = refused
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, action)) for i, action in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return outcomes
+
+
+def winners(outcomes) -> list:
+    from tasks.lifecycle import InvalidTransition
+
+    return [outcome for outcome in outcomes if not isinstance(outcome, InvalidTransition)]

@@ -1,6 +1,5 @@
 """The state machine: every allowed transition works, every other one is refused and changes nothing."""
 
-import threading
 from itertools import product
 
 import pytest
@@ -8,6 +7,7 @@ from django.db import IntegrityError, connection, transaction
 
 from tasks import lifecycle
 from tasks.models import Task, TaskStatus
+from tests.support import race, winners
 
 S = TaskStatus
 ALLOWED = {
@@ -80,29 +80,16 @@ def test_database_refuses_bad_values(make_task):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_racing_claims_have_exactly_one_winner(make_task):
-    """Real concurrency on PostgreSQL: many threads try pending -> running on one row at the same moment."""
+def test_racing_claims_have_exactly_one_winner(make_task):
+    """Real concurrency on PostgreSQL: eight threads try pending -> running on one row at the same moment."""
     task = make_task()
-    barrier = threading.Barrier(8)
-    results = []
 
     def claim():
-        barrier.wait()
-        try:
-            with transaction.atomic():
-                lifecycle.transition(task.pk, S.RUNNING, where={"last_attempt_number": 0})
-            results.append("won")
-        except lifecycle.InvalidTransition:
-            results.append("lost")
-        finally:
-            connection.close()
+        with transaction.atomic():
+            return lifecycle.transition(task.pk, S.RUNNING, where={"last_attempt_number": 0})
 
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results.count("won") == 1 and results.count("lost") == 7
+    outcomes = race([claim] * 8)
+    assert len(winners(outcomes)) == 1
     assert Task.objects.get(pk=task.pk).version == 2
 
 

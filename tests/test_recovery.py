@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tasks import lifecycle, queueing, services
+from tasks import queueing, services
 from tasks.models import Task, TaskAttempt, TaskLog
-from tests.support import free_port, wait_for
+from tests.support import free_port, race, wait_for, winners
 
 pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 
@@ -178,59 +177,24 @@ def test_7_duplicate_delivery_and_four_workers_over_500_tasks(user, worker):
 
 
 def test_8_cancel_and_retry_raced_50_times(make_task):
-    """Fifty parallel cancels and retries of one task, each for the version it saw: exactly one wins per round."""
+    """Fifty rounds of parallel cancels and retries of one task, each for the version it saw: exactly one wins per
+    round, and the row moves by exactly one version to the winner's status."""
     task = make_task()
     services.task_cancel(task_id=task.pk)
     for round_number in range(50):
         seen = Task.objects.get(pk=task.pk)
-        barrier = threading.Barrier(10)
-        wins, losses = [], []
-
-        def act(kind):
-            barrier.wait()
-            try:
-                if kind == "cancel":
-                    services.task_cancel(task_id=task.pk, expected_version=seen.version)
-                else:
-                    services.task_retry(task_id=task.pk, expected_version=seen.version)
-                wins.append(kind)
-            except lifecycle.InvalidTransition:
-                losses.append(kind)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=act, args=("cancel" if i % 2 else "retry",)) for i in range(10)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        cancel = lambda: ("cancel", services.task_cancel(task_id=task.pk, expected_version=seen.version))  # noqa
+        retry = lambda: ("retry", services.task_retry(task_id=task.pk, expected_version=seen.version))  # noqa
+        won = winners(race([cancel, retry] * 5))
         after = Task.objects.get(pk=task.pk)
-        assert len(wins) == 1, (round_number, wins)
+        assert len(won) == 1, (round_number, won)
         assert after.version == seen.version + 1
-        assert after.status == {"cancel": "cancelled", "retry": "pending"}[wins[0]]
+        assert after.status == {"cancel": "cancelled", "retry": "pending"}[won[0][0]]
 
 
 def test_8b_fifty_parallel_cancels_have_one_winner(make_task):
     task = make_task()
-    barrier = threading.Barrier(50)
-    wins = []
-
-    def cancel():
-        barrier.wait()
-        try:
-            services.task_cancel(task_id=task.pk)
-            wins.append(1)
-        except lifecycle.InvalidTransition:
-            pass
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=cancel) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(wins) == 1
+    assert len(winners(race([lambda: services.task_cancel(task_id=task.pk)] * 50))) == 1
     assert TaskLog.objects.filter(task=task, message__startswith="Cancelled").count() == 1
 
 
