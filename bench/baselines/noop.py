@@ -1,0 +1,5 @@
+"""The bare RQ job: returns immediately."""
+
+
+def noop():
+    return None
