@@ -41,7 +41,7 @@ class AttemptContext:
         self._progress_interval = settings.TASKRUNNER_PROGRESS_INTERVAL
         self._last_progress_write = 0.0
         self._pending_progress: int | None = None
-        self._last_cancel_check = 0.0
+        self._last_cancel_check = time.monotonic()  # the claim has just seen the task running
 
     def log(self, message: str, level: str = "info") -> None:
         services.task_log(task_id=self.task_id, message=message, level=level, attempt=self.attempt)

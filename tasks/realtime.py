@@ -39,15 +39,28 @@ def session_group(session_key: str) -> str:
 
 
 def task_updated_event(task, previous_status: str | None = None) -> dict[str, Any]:
-    from .api.serializers import TaskSerializer
     from .rendering import task_fragments
 
     return {
         "type": "task.updated",
-        "task": TaskSerializer(task).data,
+        "task": _task_representation(task),
         "previous_status": previous_status,
         "html": task_fragments(task),
     }
+
+
+_serializer = None
+
+
+def _task_representation(task) -> dict[str, Any]:
+    """The API's representation of the task. One serializer instance per process: building a ModelSerializer's fields
+    (model introspection) cost more than serializing the task itself, on every event."""
+    global _serializer
+    if _serializer is None:
+        from .api.serializers import TaskSerializer
+
+        _serializer = TaskSerializer()
+    return _serializer.to_representation(task)
 
 
 def task_log_event(log) -> dict[str, Any]:

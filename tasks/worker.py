@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import os
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from rq.worker import SimpleWorker, Worker
 
-from . import services
+from . import realtime, services
 from .models import TaskAttempt
 from .recovery import Sweeper
 
@@ -29,6 +29,10 @@ class SweeperMixin:
 
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
+        # Open (and so import) the database machinery in the main thread before any thread of ours starts: a forked
+        # work horse must not inherit a module import that another thread was half-way through.
+        connection.ensure_connection()
+        connection.close()
         self._sweeper = Sweeper()
         self._sweeper.start()
 
@@ -48,6 +52,13 @@ class ForkingTaskWorker(SweeperMixin, Worker):
     def main_work_horse(self, job, queue):
         _forget_inherited_connections()
         super().main_work_horse(job, queue)
+
+    def perform_job(self, job, queue, execution):
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            # The horse ends with os._exit right after this: hand over the events it published before it goes.
+            realtime.publisher.flush(timeout=5)
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)

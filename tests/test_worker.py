@@ -95,3 +95,32 @@ def test_an_attempt_past_its_rq_timeout_fails_like_any_failure(client, worker, s
     assert task.status == "failed"
     assert attempt.status == "failed" and attempt.error_type == "JobTimeoutException"
     assert attempt.duration.total_seconds() < 3
+
+
+def test_a_forking_worker_publishes_every_event_before_its_horse_exits(client, worker, user, settings):
+    """A work horse ends with os._exit; the events it published must reach the channel layer first."""
+    import time
+
+    import redis
+    from channels.layers import get_channel_layer
+
+    from tests.support import TEST_REDIS_URL
+
+    layer = get_channel_layer()
+    listener = redis.Redis.from_url(TEST_REDIS_URL).pubsub()
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    listener.subscribe(f"{prefix}__group__user-{user.pk}")
+    worker(worker_class="tasks.worker.ForkingTaskWorker")
+    ids = [create(client, name=f"forked {i}", task_type="always_succeeds", execution_time=0) for i in range(5)]
+    for task_id in ids:
+        wait_for(lambda task_id=task_id: finished(task_id), timeout=60, message="forked tasks to finish")
+    completed = set()
+    deadline = time.monotonic() + 10
+    while completed != set(ids) and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            event = layer.deserialize(message["data"])
+            if event["type"] == "task.updated" and event["task"]["status"] == "completed":
+                completed.add(event["task"]["id"])
+    listener.close()
+    assert completed == set(ids)
