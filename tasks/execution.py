@@ -12,9 +12,10 @@ import os
 import socket
 import threading
 import time
+from functools import partial
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from . import services, task_types
 from .models import TaskAttempt
@@ -149,10 +150,30 @@ def run_attempt(task_id: int, attempt_number: int) -> str:
         if ctx.cancelled.is_set() and services.task_is_cancelled(task_id=task_id):
             services.attempt_stop_cancelled(attempt=attempt)
             return "cancelled"
-        services.attempt_fail_from_exception(attempt=attempt, exc=exc)
+        _surviving_outages(partial(services.attempt_fail_from_exception, exc=exc), attempt=attempt)
         return "failed"
     heartbeats.unwatch()
     if ctx.cancelled.is_set() and services.task_is_cancelled(task_id=task_id):
         services.attempt_stop_cancelled(attempt=attempt)
         return "cancelled"
-    return "succeeded" if services.attempt_succeed(attempt=attempt) else "discarded"
+    return "succeeded" if _surviving_outages(services.attempt_succeed, attempt=attempt) else "discarded"
+
+
+OUTAGE_RETRIES = 30
+OUTAGE_PAUSE = 1.0  # seconds between tries
+
+
+def _surviving_outages(finish, *, attempt):
+    """Record a finished attempt even if PostgreSQL is briefly away (a restart, a failover): reconnect and try again
+    for about half a minute rather than throw the work away. If it never comes back, the sweeper recovers the
+    attempt from its silent heartbeat."""
+    for attempt_number in range(1, OUTAGE_RETRIES + 1):
+        try:
+            return finish(attempt=attempt)
+        except (OperationalError, InterfaceError) as exc:
+            if attempt_number == OUTAGE_RETRIES:
+                raise
+            logger.warning("Recording attempt %s of task %s failed (%r); retrying.", attempt.number, attempt.task_id,
+                           exc)
+            connection.close()
+            time.sleep(OUTAGE_PAUSE)

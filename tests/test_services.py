@@ -248,3 +248,26 @@ def test_simulated_work_lasts_its_execution_time_whatever_the_bookkeeping(make_t
     writes = Task.objects.get(pk=task.pk).version - 3  # created, running, completed; the rest were progress
     assert writes >= 1
     assert sum(slept) <= 1.0 - 0.2 * writes + 0.05  # each slow write was taken out of the following sleep
+
+
+def test_a_finished_attempt_is_recorded_once_the_database_answers_again(make_task, monkeypatch):
+    """PostgreSQL away for a moment when the handler finishes: the worker reconnects and records the success."""
+    from django.db import OperationalError
+
+    from tasks import execution
+
+    real_succeed = services.attempt_succeed
+    outages = iter([OperationalError("server closed the connection"), OperationalError("connection refused")])
+
+    def flaky_database(**kwargs):
+        failure = next(outages, None)
+        if failure is not None:
+            raise failure
+        return real_succeed(**kwargs)
+
+    monkeypatch.setattr(execution.services, "attempt_succeed", flaky_database)
+    monkeypatch.setattr(execution, "OUTAGE_PAUSE", 0)
+    task = make_task()
+    assert run_next_attempt(task) == "succeeded"
+    task.refresh_from_db()
+    assert task.status == "completed" and task.attempts == 1
