@@ -81,7 +81,7 @@ def task_cancel(*, task_id: int, actor=None, expected_version: int | None = None
     With `expected_version`, cancel only if the task is still exactly as the person saw it (optimistic concurrency).
     """
     with transaction.atomic():
-        previous = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
+        previous = _status_for_update(task_id)
         task = lifecycle.transition(
             task_id, S.CANCELLED, where=_version_guard(expected_version),
             changes={"finished_at": timezone.now(), "next_retry_at": None},
@@ -96,7 +96,7 @@ def task_cancel(*, task_id: int, actor=None, expected_version: int | None = None
 def task_retry(*, task_id: int, actor=None, expected_version: int | None = None) -> Task:
     """Give a failed or cancelled task a fresh budget of max_attempts; its history stays."""
     with transaction.atomic():
-        previous = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
+        previous = _status_for_update(task_id)
         task = lifecycle.transition(
             task_id, S.PENDING, sources=lifecycle.RETRYABLE, where=_version_guard(expected_version),
             changes={"attempts": 0, "progress": 0, "started_at": None, "finished_at": None, "next_retry_at": None},
@@ -294,6 +294,11 @@ def _close_attempts(running, outcome: str, now, **fields) -> None:
 
 def _coalesce_now(field: str, now):
     return Coalesce(F(field), Value(now, output_field=DateTimeField()))
+
+
+def _status_for_update(task_id: int) -> str | None:
+    """The task's status, with its row locked until the transaction ends: the event's previous_status is exact."""
+    return Task.objects.select_for_update().filter(pk=task_id).values_list("status", flat=True).first()
 
 
 def _known_owner(attempt: TaskAttempt):
