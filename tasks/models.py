@@ -53,12 +53,6 @@ class TaskQuerySet(models.QuerySet):
     def running(self) -> "TaskQuerySet":
         return self.filter(status__in=[TaskStatus.RUNNING])
 
-    def active(self) -> "TaskQuerySet":
-        return self.filter(status__in=[TaskStatus.PENDING, TaskStatus.RUNNING])
-
-    def finished(self) -> "TaskQuerySet":
-        return self.filter(status__in=[TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED])
-
 
 class AttemptQuerySet(models.QuerySet):
     def running(self) -> "AttemptQuerySet":
